@@ -147,21 +147,30 @@ export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8
   return concatBytes(parts);
 }
 
-/** A web ReadableStream over an async iterable of bytes, pulled lazily (backpressure preserved). */
-export function iterableToStream(source: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
+/**
+ * A web ReadableStream over an async iterable of bytes, pulled lazily with backpressure. It reads up to
+ * `readAhead` pieces ahead of the consumer, so that I/O overlaps the consumer's work (hashing, writing).
+ */
+export function iterableToStream(
+  source: AsyncIterable<Uint8Array>,
+  readAhead = 2,
+): ReadableStream<Uint8Array> {
   const iterator = source[Symbol.asyncIterator]();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await iterator.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
-      } catch (err) {
-        controller.error(err);
-      }
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const next = await iterator.next();
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
+        } catch (err) {
+          controller.error(err);
+        }
+      },
+      async cancel(reason) {
+        await iterator.return?.(reason);
+      },
     },
-    async cancel(reason) {
-      await iterator.return?.(reason);
-    },
-  });
+    new CountQueuingStrategy({ highWaterMark: readAhead }),
+  );
 }
