@@ -184,6 +184,16 @@ const networkCodes: Record<string, { code: ErrorCode; what: string }> = {
   ERR_STREAM_PREMATURE_CLOSE: { code: "Unavailable", what: "the connection closed before the body ended" },
 };
 
+const tlsCodes = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
 function errorCodeOf(err: unknown): string | undefined {
   let current: unknown = err;
   for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
@@ -239,6 +249,16 @@ export function toStorageError(
     });
   }
   const fsCode = (err as { code?: unknown } | null)?.code;
+  if (typeof fsCode === "string" && tlsCodes.has(fsCode)) {
+    return new StorageError({
+      ...context,
+      code: "Unavailable",
+      retryable: false,
+      message: `the server's TLS certificate is not trusted (${fsCode})`,
+      hint: "check the URL's host name, and that the certificate is valid and issued by a trusted authority (NODE_EXTRA_CA_CERTS adds one)",
+      cause: err,
+    });
+  }
   if (fsCode === "ENOSPC" || fsCode === "EDQUOT") {
     return new StorageError({
       ...context,

@@ -306,7 +306,26 @@ export class HttpClient {
   }
 
   private async token(signal: AbortSignal | undefined): Promise<string> {
-    const { token } = await this.options.tokenSource!.getToken({ signal });
+    let token: string;
+    try {
+      ({ token } = await this.options.tokenSource!.getToken({ signal }));
+    } catch (err) {
+      // The token source retries its own transient failures; retrying the request around it as well
+      // would multiply the calls to a handler that is down (5 × 5), so its failure is final here.
+      const error = toStorageError(err, { provider: this.provider, operation: "token" });
+      if (!error.retryable) throw error;
+      throw new StorageError({
+        provider: error.provider,
+        operation: error.operation,
+        code: error.code,
+        message: error.detail,
+        hint: error.hint,
+        status: error.status,
+        retryAfterMs: error.retryAfterMs,
+        retryable: false,
+        cause: error,
+      });
+    }
     // Defence in depth: a server may echo the token in an error body; redaction then removes it.
     registerSecret(token);
     return token;

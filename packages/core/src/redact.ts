@@ -96,7 +96,12 @@ const queryNamesPattern = toPattern([...secretNames, ...querySecretNames]);
 
 const patterns: Array<[RegExp, string | ((...m: string[]) => string)]> = [
   // Authorization: Bearer xyz / Basic xyz (also inside header dumps)
-  [/\b(Bearer|Basic|Digest|Negotiate|AWS4-HMAC-SHA256)\s+[^\s,"']+/gi, `$1 ${REDACTED}`],
+  // (the credential must look like one — 8+ token characters with a digit, a symbol or a capital
+  // after a small letter — so that prose such as "basic credentials" or "bearer token" is left alone)
+  [
+    /\b(Bearer|Basic|Digest|Negotiate|AWS4-HMAC-SHA256)\s+(?=[\w.~+/=-]*(?:[\d.~+/=-]|[a-z][\w.~+/=-]*[A-Z]))[\w.~+/=-]{8,}/g,
+    `$1 ${REDACTED}`,
+  ],
   // header-style "name: value" lines
   [
     /\b(x-authid|x-api-key|authorization|proxy-authorization|cookie|set-cookie)(\s*[:=]\s*)([^\r\n]+)/gi,

@@ -33,7 +33,7 @@ describe("redact", () => {
     const out = redact({
       code: "NotFound",
       password: "pw",
-      nested: { token: "t", list: ["Bearer abc"] },
+      nested: { token: "t", list: ["Bearer abc123def456"] },
       ok: 1,
     });
     expect(out).toEqual({
@@ -112,5 +112,28 @@ describe("StorageError", () => {
     const other = toStorageError(new TypeError(`boom ${secret}`), { provider: "fs", operation: "get" });
     expect(other.code).toBe("Protocol");
     expect(other.message).toBe("fs get: unexpected failure: TypeError: boom [redacted]");
+  });
+});
+
+describe("redact leaves prose alone", () => {
+  it("does not mistake words after 'basic' or 'bearer' for credentials", () => {
+    expect(redact("pass basic credentials or a bearer token")).toBe(
+      "pass basic credentials or a bearer token",
+    );
+    expect(redact("Authorization header: Basic dXNlcjpwYXNz")).toContain("[redacted]");
+  });
+  it("maps an untrusted TLS certificate to a clear, non-retryable error", () => {
+    const err = toStorageError(
+      Object.assign(new Error("self-signed"), { code: "DEPTH_ZERO_SELF_SIGNED_CERT" }),
+      {
+        provider: "webdav",
+        operation: "list",
+      },
+    );
+    expect(err.code).toBe("Unavailable");
+    expect(err.retryable).toBe(false);
+    expect(err.message).toContain(
+      "the server's TLS certificate is not trusted (DEPTH_ZERO_SELF_SIGNED_CERT)",
+    );
   });
 });
