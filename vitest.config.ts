@@ -1,14 +1,17 @@
 import { readdirSync } from "node:fs";
+import { defaultClientConditions, defaultServerConditions } from "vite";
 import { defineConfig } from "vitest/config";
 
 // Tests import workspace packages from source through the "@stowage/source" export condition,
 // so `pnpm test` needs no build first.
-const conditions = ["@stowage/source", "module", "node", "import", "default"];
+// Vitest hands the server conditions to its workers as --conditions, so they stay Vite's defaults plus
+// ours: forcing "import" there would make CommonJS packages (pg) require their ESM halves.
+const source = "@stowage/source";
 const packages = readdirSync(new URL("./packages", import.meta.url));
 
 export default defineConfig({
-  resolve: { conditions },
-  ssr: { resolve: { conditions, externalConditions: conditions } },
+  resolve: { conditions: [source, ...defaultClientConditions] },
+  ssr: { resolve: { conditions: [source, ...defaultServerConditions], externalConditions: [source] } },
   test: {
     testTimeout: 30_000,
     // The conformance suite collects garbage before sampling memory, to measure what is really held.
