@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { bodyToIterable, iterableToStream, knownSize, readAll } from "./body.js";
+import { bodyPrefix, bodyToIterable, iterableToStream, knownSize, readAll } from "./body.js";
 import { abortedError, isStorageError, StorageError, throwIfAborted, toStorageError } from "./errors.js";
 import { createHasher, pickHashAlgorithm, sameHash } from "./hashes.js";
 import { validateFolder, validateKey } from "./keys.js";
@@ -44,6 +44,12 @@ export interface PutRequest {
   contentType?: string;
   ifNotExists: boolean;
   signal?: AbortSignal;
+  /**
+   * Reads the first `bytes` bytes of the body again (not metered) when the body can be read again
+   * (bytes, a string, a Blob); `undefined` for streams. Lets a provider whose upload session was lost
+   * start over in a new one without buffering the body.
+   */
+  rewind?: (bytes: number) => AsyncIterable<Uint8Array>;
 }
 
 export interface GetRequest {
@@ -399,6 +405,7 @@ export abstract class BaseStorage implements Storage {
         contentType: options.contentType,
         ifNotExists,
         signal: options.signal,
+        rewind: bodyPrefix(body),
       });
       throwIfAborted(options.signal, context);
       if (verify) this.verifyStored(entry, sent, algorithm, hasher?.digest(), context);

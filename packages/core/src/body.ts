@@ -89,6 +89,17 @@ export function bodyToIterable(body: Body): AsyncIterable<Uint8Array> {
 }
 
 /**
+ * For a body that can be read again (bytes, a string, a Blob), a function that reads its first `bytes`
+ * bytes afresh; `undefined` for streams, which are read once.
+ */
+export function bodyPrefix(body: Body): ((bytes: number) => AsyncIterable<Uint8Array>) | undefined {
+  if (body instanceof Uint8Array) return (bytes) => single(body.subarray(0, bytes));
+  if (typeof body === "string") return (bytes) => single(encoder.encode(body).subarray(0, bytes));
+  if (typeof Blob !== "undefined" && body instanceof Blob) return (bytes) => blobPieces(body.slice(0, bytes));
+  return undefined;
+}
+
+/**
  * Re-cuts a stream of pieces into chunks of exactly `chunkSize` bytes (the last one may be shorter,
  * and an empty source yields nothing). Each chunk is a fresh buffer the consumer may keep (a part
  * being retried, say), so memory is one chunk being filled plus the chunks the consumer holds.
