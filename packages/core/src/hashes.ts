@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { QuickXorHash } from "./quickxor.js";
 import type { HashAlgorithm, Hashes } from "./types.js";
 
 /** An incremental hash: feed bytes with `update`, read the result once with `digest`. */
@@ -50,9 +51,16 @@ const factories = new Map<HashAlgorithm, HasherFactory>([
   ["sha1", nodeHash("sha1")],
   ["sha256", nodeHash("sha256")],
   ["crc32c", crc32c],
+  [
+    "quickXor",
+    () => {
+      const hash = new QuickXorHash();
+      return { update: (bytes) => void hash.update(bytes), digest: () => hash.digest() };
+    },
+  ],
 ]);
 
-/** Adds a hash algorithm core does not compute itself (the OneDrive package registers `quickXor`). */
+/** Adds (or replaces) the hasher of an algorithm. */
 export function registerHasher(algorithm: HashAlgorithm, factory: HasherFactory): void {
   factories.set(algorithm, factory);
 }

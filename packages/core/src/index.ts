@@ -84,6 +84,7 @@ export {
   type MemoryStorageOptions,
   MemoryVolume,
 } from "./providers/memory.js";
+export { QuickXorHash, quickXorHash } from "./quickxor.js";
 export { isSecretName, isSecretParam, REDACTED, redact, redactUrl, registerSecret } from "./redact.js";
 export {
   defaultRetryOptions,

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { quickXorHash } from "@stowage/core";
 import { afterEach, describe, expect, it } from "vitest";
-import { quickXorHash } from "../src/graph/quickxor.js";
 import {
   FRAGMENT_MULTIPLE,
   type GraphEmulator,

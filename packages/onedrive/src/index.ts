@@ -8,7 +8,6 @@ import {
   paramBoolean,
   paramInteger,
   type RetryOptions,
-  registerHasher,
   registerProvider,
   StorageError,
   type TokenSource,
@@ -16,12 +15,11 @@ import {
 import { z } from "zod";
 import { encodeSegment } from "./api.js";
 import { unusableFolderName } from "./names.js";
-import { QuickXorHash } from "./quickxor.js";
 import { OneDriveStorage } from "./storage.js";
 
+export { QuickXorHash, quickXorHash } from "@stowage/core";
 export { classifyGraphResponse, type GraphErrorRow, graphErrorTable } from "./errors.js";
 export { decodeName, decodePath, encodeName, encodePath, type NameCodecOptions } from "./names.js";
-export { QuickXorHash, quickXorHash } from "./quickxor.js";
 export { OneDriveStorage } from "./storage.js";
 
 /** Fragments must be multiples of this (reference §A.5). */
@@ -306,8 +304,4 @@ export const onedriveProvider: ProviderDescriptor = {
   },
 };
 
-registerHasher("quickXor", () => {
-  const hash = new QuickXorHash();
-  return { update: (bytes) => void hash.update(bytes), digest: () => hash.digest() };
-});
 registerProvider(onedriveProvider);

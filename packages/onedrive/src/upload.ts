@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { concatBytes, type Logger, StorageError, throwIfAborted } from "@stowage/core";
+import { concatBytes, type Logger, QuickXorHash, StorageError, throwIfAborted } from "@stowage/core";
 import type { ConflictBehavior, DriveItem, GraphApi } from "./api.js";
-import { QuickXorHash } from "./quickxor.js";
 
 /** What one put needs to reach OneDrive. */
 export interface UploadPlan {

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { quickXorHash } from "@stowage/core";
 import { createFaults, type Faults } from "../faults.js";
 import { readBody, requestUrl, sendJson, startHttpServer } from "../http-server.js";
 import {
@@ -11,7 +12,6 @@ import {
   parentIsFile,
 } from "./drive.js";
 import { GraphError, wwwAuthenticate } from "./errors.js";
-import { quickXorHash } from "./quickxor.js";
 import {
   conflictBehaviorOf,
   type ItemAddress,

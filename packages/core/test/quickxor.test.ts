@@ -1,5 +1,5 @@
+import { hashBytes, QuickXorHash, quickXorHash } from "@stowage/core";
 import { describe, expect, it } from "vitest";
-import { QuickXorHash, quickXorHash } from "../src/quickxor.js";
 
 // Published test vectors (input and output base64), as used by rclone's implementation.
 const vectors: Array<[number, string, string]> = [
@@ -37,6 +37,11 @@ describe("quickXorHash", () => {
       expect(quickXorHash(bytes)).toBe(output);
     });
   }
+
+  it("is registered as the quickXor hasher, so puts and gets verify it", () => {
+    const [, input, output] = vectors[8]!;
+    expect(hashBytes("quickXor", Buffer.from(input, "base64"))).toBe(output);
+  });
 
   it("gives the same hash however the input is split", () => {
     for (const [, input, output] of vectors) {
