@@ -6,7 +6,7 @@
  * 8 MiB chunks, and start-up alone.
  *
  * Run: node --conditions=@stowage/source --import tsx bench/gdrive.ts
- * Writes docs/benchmarks-gdrive.md.
+ * Writes docs/benchmarks-gdrive.md; `pnpm bench gdrive` moves it into docs/benchmarks.md.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";

@@ -1,6 +1,6 @@
 /**
  * Refresh throughput and latency of @stowage/handler on loopback, for the cached path and the
- * provider-call path, on SQLite and PostgreSQL. Writes docs/benchmarks-handler.md.
+ * provider-call path, on SQLite and PostgreSQL. Writes docs/benchmarks-handler.md; `pnpm bench handler` moves it into docs/benchmarks.md.
  *
  *   node --conditions=@stowage/source --import tsx bench/handler.ts
  *
@@ -163,10 +163,7 @@ const rows = results.map((r) => {
   const throughputs = r.runs.map((run) => Math.round(run.throughput));
   return `| ${r.store} | ${r.path === "cache" ? "cached token" : "provider call"} | ${REQUESTS[r.path]} | ${Math.round(cell(r.runs, "throughput"))} (${Math.min(...throughputs)}–${Math.max(...throughputs)}) | ${cell(r.runs, "p50").toFixed(2)} ms | ${cell(r.runs, "p99").toFixed(2)} ms |`;
 });
-const markdown = `# Benchmarks: @stowage/handler
-
-<!-- bench:handler -->
-## handler: /refresh throughput and latency on loopback
+const markdown = `# handler: /refresh throughput and latency on loopback
 
 Command: \`node --conditions=@stowage/source --import tsx bench/handler.ts\` — the handler and the OAuth
 provider emulator in one child process, the load from another: ${CONCURRENCY} requests in flight over
@@ -185,7 +182,6 @@ Machine: ${machine()}; measured ${new Date().toISOString().slice(0, 10)}.
 | store | path | requests per run | throughput (req/s) | p50 | p99 |
 |---|---|---|---|---|---|
 ${rows.join("\n")}
-<!-- /bench:handler -->
 `;
 writeFileSync(new URL("../docs/benchmarks-handler.md", import.meta.url), markdown);
 console.log("wrote docs/benchmarks-handler.md");

@@ -6,7 +6,7 @@
  * 10 MiB fragments) and a 256 MiB get (drive → local file).
  *
  * Run: node --conditions=@stowage/source --import tsx bench/onedrive.ts
- * Writes docs/benchmarks-onedrive.md.
+ * Writes docs/benchmarks-onedrive.md; `pnpm bench onedrive` moves it into docs/benchmarks.md.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
