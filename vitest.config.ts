@@ -11,7 +11,13 @@ const packages = readdirSync(new URL("./packages", import.meta.url));
 
 export default defineConfig({
   resolve: { conditions: [source, ...defaultClientConditions] },
-  ssr: { resolve: { conditions: [source, ...defaultServerConditions], externalConditions: [source] } },
+  ssr: {
+    resolve: {
+      // "module" would select bundler-only builds (the AWS SDK's dist-es) that Node cannot load.
+      conditions: [source, ...defaultServerConditions.filter((condition) => condition !== "module")],
+      externalConditions: [source],
+    },
+  },
   test: {
     testTimeout: 30_000,
     // The conformance suite collects garbage before sampling memory, to measure what is really held.

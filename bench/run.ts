@@ -12,7 +12,7 @@ import { readFile, rm } from "node:fs/promises";
 import { benchFs } from "./fs.js";
 import { writeSection } from "./report.js";
 
-function runScript(name: string, args: string[]): () => Promise<void> {
+function runScript(name: string, args: string[], reportName = name): () => Promise<void> {
   return async () => {
     const script = new URL(`./${name}.ts`, import.meta.url).pathname;
     const result = spawnSync(
@@ -24,17 +24,17 @@ function runScript(name: string, args: string[]): () => Promise<void> {
     );
     if (result.status !== 0)
       throw new Error(`bench/${name}.ts exited with ${result.status ?? result.signal}`);
-    const report = new URL(`../docs/benchmarks-${name}.md`, import.meta.url);
-    if (!existsSync(report)) throw new Error(`bench/${name}.ts wrote no docs/benchmarks-${name}.md`);
+    const report = new URL(`../docs/benchmarks-${reportName}.md`, import.meta.url);
+    if (!existsSync(report)) throw new Error(`bench/${name}.ts wrote no docs/benchmarks-${reportName}.md`);
     const markdown = (await readFile(report, "utf8")).replace(/^# /m, "## ");
-    await writeSection(name, markdown);
+    await writeSection(reportName, markdown);
     await rm(report);
   };
 }
 
 const benches: Record<string, () => Promise<void>> = {
   fs: () => benchFs(),
-  s3: runScript("s3", []),
+  s3: runScript("s3", ["--repeats", "3"], "s3-run"),
   webdav: runScript("webdav", []),
   onedrive: runScript("onedrive", []),
   gdrive: runScript("gdrive", []),

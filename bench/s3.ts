@@ -398,3 +398,8 @@ if (streamLabels.length > 0) {
 const report = join(tmpdir(), "stowage-bench-s3.json");
 await writeFile(report, JSON.stringify({ loadBefore, loadAfter, repeats, runs: all }, null, 2));
 process.stdout.write(`${lines.join("\n")}\n\nRaw runs: ${report}\n`);
+// `pnpm bench s3` moves this into docs/benchmarks.md (section "s3-run"), next to the analysis.
+await writeFile(
+  new URL("../docs/benchmarks-s3-run.md", import.meta.url),
+  `# s3: the latest \`pnpm bench s3\` run\n\nCommand: \`pnpm bench s3\` (runs \`bench/s3.ts --repeats 3\`); ${cpus().length} cores, load average before ${loadBefore.map((l) => l.toFixed(1)).join(" ")}; measured ${new Date().toISOString().slice(0, 10)}. Ratios are Stowage ÷ the other client's time (below 1 is faster).\n\n${lines.join("\n")}\n`,
+);

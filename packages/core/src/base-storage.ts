@@ -289,7 +289,7 @@ export abstract class BaseStorage implements Storage {
           ? Math.max(0, Math.min(range.length ?? Number.POSITIVE_INFINITY, entry.size - range.offset))
           : entry.size;
     const algorithm: HashAlgorithm | undefined =
-      range === undefined && options.verify !== false
+      range === undefined && options.verify !== false && entry.hashes !== undefined
         ? pickHashAlgorithm(this.capabilities.hashes, entry.hashes)
         : undefined;
     const hasher = algorithm ? createHasher(algorithm) : undefined;
