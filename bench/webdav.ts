@@ -294,6 +294,8 @@ ${rows(op, server)}
     return `| ${server === "apache" ? "Apache mod_dav_fs" : "rclone serve"} | ${op === "put" ? "256 MiB put" : `${SMALL_COUNT} × 4 KiB puts`} | ${s(on.seconds)} | ${s(off.seconds)} | ${cost >= 0 ? "+" : "−"}${s(Math.abs(cost))} (${atomicDelta(server, op)}) |`;
   };
   const start = med("stowage", "start")!.seconds;
+  const nodeCpu = (["stowage", "undici", "raw"] as const).map((c) => med(c, "get")!.cpuSeconds);
+  const nodeGetCpu = `${Math.min(...nodeCpu).toFixed(2)}–${s(Math.max(...nodeCpu))}`;
   const atomicDelta = (server: Server, op: Op) => {
     const change = med("stowage", op, server)!.seconds / med("stowage-direct", op, server)!.seconds - 1;
     return `${change >= 0 ? "+" : "−"}${Math.abs(change * 100).toFixed(0)} %`;
@@ -356,7 +358,7 @@ ${atomic("rclone-serve", "small")}
   noise, not a cost.
 - rclone's get is ahead (${s(med("rclone", "get")!.seconds)} against Stowage's ${s(med("stowage", "get")!.seconds)}), and stays ahead with one
   stream (${s(med("rclone-single", "get")!.seconds)}), so its parallel ranged GETs are not the reason: Go moves the
-  256 MiB from socket to file with ${s(med("rclone-single", "get")!.cpuSeconds)} of CPU against Node's ${s(med("undici", "get")!.cpuSeconds)} or more
+  256 MiB from socket to file with ${s(med("rclone-single", "get")!.cpuSeconds)} of CPU against ${nodeGetCpu} for the Node clients
   (each 16–64 KiB piece crosses streams, promises and the thread pool's file writes), and starts in
   ${s(med("rclone", "start")!.seconds)} against ${s(start)}.
 - Small puts, server on disk: Stowage against OpenDAL ${speed("small", "opendal").toFixed(2)}×, against rclone

@@ -544,6 +544,21 @@ export abstract class BaseStorage implements Storage {
     }
   }
 
+  /** Safe to log: the location has no secret. */
+  toString(): string {
+    return `Storage(${this.provider} ${this.location})`;
+  }
+
+  /** `console.log(storage)` shows the same, never the provider's internals. */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return this.toString();
+  }
+
+  /** What `JSON.stringify(storage)` shows: never the provider's internals (clients, credentials). */
+  toJSON(): { provider: string; location: string; capabilities: Capabilities } {
+    return { provider: this.provider, location: this.location, capabilities: this.capabilities };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -254,7 +254,8 @@ function parseWith(
     if (value === undefined) continue;
     const key = toKebab(name);
     const objectName = objectNames.find((o) => o === name || toKebab(o) === key);
-    if (objectName && (typeof value === "object" || typeof value === "function")) {
+    // The provider validates its object options (a TokenSource, a logger, `retry: false`, …).
+    if (objectName) {
       objects[objectName] = value;
       continue;
     }

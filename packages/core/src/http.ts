@@ -595,18 +595,22 @@ function fieldPath(path: readonly PropertyKey[]): string {
 
 function toWebStream(source: Readable, fail: (err: unknown) => StorageError): ReadableStream<Uint8Array> {
   const chunks = source[Symbol.asyncIterator]();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await chunks.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value as Uint8Array);
-      } catch (err) {
-        controller.error(fail(err));
-      }
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const next = await chunks.next();
+          if (next.done) controller.close();
+          else controller.enqueue(next.value as Uint8Array);
+        } catch (err) {
+          controller.error(fail(err));
+        }
+      },
+      async cancel() {
+        await chunks.return?.();
+      },
     },
-    async cancel() {
-      await chunks.return?.();
-    },
-  });
+    // Reading up to 2 MiB ahead lets the network overlap the consumer's work (hashing, writing).
+    new ByteLengthQueuingStrategy({ highWaterMark: 2 * 1024 * 1024 }),
+  );
 }

@@ -1,4 +1,3 @@
-import { inspect } from "node:util";
 import {
   BaseStorage,
   type Capabilities,
@@ -288,18 +287,5 @@ export class S3Storage extends BaseStorage {
 
   protected override async closeProvider(): Promise<void> {
     this.api.close();
-  }
-
-  /** Safe to log: the location has no secret. */
-  override toString(): string {
-    return `S3Storage(${this.location})`;
-  }
-
-  toJSON(): Record<string, unknown> {
-    return { provider: this.provider, location: this.location, capabilities: this.capabilities };
-  }
-
-  [inspect.custom](): string {
-    return this.toString();
   }
 }
