@@ -180,7 +180,7 @@ async function opendalBench(): Promise<Bench> {
 /**
  * What a PutObject costs without the SDK's middleware stack: the same SigV4 signer (the client's),
  * the same payload hash, a keep-alive agent, and nothing else (no retries, no error parsing). It
- * bounds what a direct path in Stowage could reach; see docs/benchmarks-s3.md.
+ * bounds what a direct path in Stowage could reach; see the s3 section of docs/benchmarks.md.
  */
 async function directBench(): Promise<Bench> {
   const { S3Client } = requireInstalled("@aws-sdk/client-s3") as ClientS3;

@@ -6,7 +6,7 @@
  * Stowage runs with atomicPut on (the default) and off, which measures what atomicPut costs.
  *
  * Run: node --conditions=@stowage/source --import tsx bench/webdav.ts
- * Writes docs/benchmarks-webdav.md.
+ * Writes docs/benchmarks-webdav.md; `pnpm bench webdav` moves it into docs/benchmarks.md.
  */
 import { execFile, execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";

@@ -36,7 +36,7 @@ export interface S3ClientSettings {
 
 /**
  * Middleware that costs time on every request and does nothing Stowage needs. Measured in
- * docs/benchmarks-s3.md; each name is the SDK's.
+ * the s3 section of docs/benchmarks.md; each name is the SDK's.
  * - loggerMiddleware: with no SDK logger it still walks the input and output schemas to filter
  *   sensitive fields for a log line nobody reads (Stowage logs through its own logger).
  * - recursionDetectionMiddleware: adds an X-Amzn-Trace-Id header inside AWS Lambda only.
@@ -109,7 +109,7 @@ function credentialProvider(credentials: StaticCredentials): NonNullable<S3Clien
 
 /**
  * The S3 client behind one storage, tuned for Stowage (every choice is measured in
- * docs/benchmarks-s3.md):
+ * the s3 section of docs/benchmarks.md):
  * - `maxAttempts: 1`: core's `retry` retries instead, so a request is never retried by both (the
  *   SDK's 3 attempts × core's 5 would make 15), backoff honours Retry-After, and retries show on the
  *   `stowage:retry` channel like every other provider's.

@@ -103,7 +103,7 @@ interface Part {
  * Part-sized buffers for reuse. Core's `chunked()` allocates a fresh buffer per part; over a 1 GiB
  * upload that leaves ~120 dead 8 MiB buffers for the garbage collector, which frees them late (V8
  * counts them as external memory), so peak RSS ran far above `partSize × queueSize`
- * (docs/benchmarks-s3.md). Reusing `queueSize` buffers keeps the bound and skips the zero-fill.
+ * (the s3 section of docs/benchmarks.md). Reusing `queueSize` buffers keeps the bound and skips the zero-fill.
  */
 class PartBuffers {
   private readonly free: Uint8Array[] = [];
