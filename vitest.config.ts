@@ -8,6 +8,9 @@ import { defineConfig } from "vitest/config";
 // ours: forcing "import" there would make CommonJS packages (pg) require their ESM halves.
 const source = "@stowage/source";
 const packages = readdirSync(new URL("./packages", import.meta.url));
+// .ci/run asks for a JSON report (to print "N passed, N failed") through the environment, so that it
+// runs the README's own command, `pnpm test`, unchanged.
+const jsonReport = process.env.STOWAGE_TEST_REPORT;
 
 export default defineConfig({
   resolve: { conditions: [source, ...defaultClientConditions] },
@@ -19,6 +22,7 @@ export default defineConfig({
     },
   },
   test: {
+    ...(jsonReport ? { reporters: ["default", "json"], outputFile: { json: jsonReport } } : {}),
     testTimeout: 30_000,
     // The conformance suite collects garbage before sampling memory, to measure what is really held.
     execArgv: ["--expose-gc"],
