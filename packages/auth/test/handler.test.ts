@@ -1,4 +1,5 @@
 import type { StorageError, TokenSource } from "@stowage/core";
+import { selfSignedCertificate } from "@stowage/emulators";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { type HandlerOptions, hostedHandler, selfHostedHandler } from "../src/index.js";
 import {
@@ -7,7 +8,6 @@ import {
   startDuplicatiHandler,
 } from "./support/duplicati-handler.js";
 import { failure } from "./support/failure.js";
-import { selfSignedCertificate } from "./support/tls.js";
 
 const certificate = selfSignedCertificate();
 const fastRetry = { minDelayMs: 1, maxDelayMs: 2_000 };

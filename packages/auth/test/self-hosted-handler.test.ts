@@ -1,9 +1,8 @@
 import type { StorageError } from "@stowage/core";
-import { type RunningServer, sendJson, startHttpServer } from "@stowage/emulators";
+import { type RunningServer, selfSignedCertificate, sendJson, startHttpServer } from "@stowage/emulators";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { type HandlerErrorCode, handlerErrorCodes, hostedHandler, selfHostedHandler } from "../src/index.js";
 import { failure } from "./support/failure.js";
-import { selfSignedCertificate } from "./support/tls.js";
 
 // `@stowage/handler` is not built yet; this server answers the way its contract (DESIGN §5 and
 // `handlerErrorCodes`) says it will: X-Reason plus a JSON body `{ error, code }`.

@@ -46,6 +46,7 @@ export {
   throwIfAborted,
   toStorageError,
 } from "./errors.js";
+export { isTokenSource } from "./guards.js";
 export {
   createHasher,
   type Hasher,

@@ -59,3 +59,4 @@ export {
   type TokenRequestRecord,
   type TokenValidation,
 } from "./oauth-provider.js";
+export { selfSignedCertificate } from "./tls.js";

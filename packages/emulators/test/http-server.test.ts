@@ -1,8 +1,7 @@
 import { request } from "node:http";
 import { request as tlsRequest } from "node:https";
 import { describe, expect, it } from "vitest";
-import { HttpError, readBody, sendJson, startHttpServer } from "../src/index.js";
-import { selfSignedCertificate } from "./support/tls.js";
+import { HttpError, readBody, selfSignedCertificate, sendJson, startHttpServer } from "../src/index.js";
 
 describe("startHttpServer", () => {
   it("listens on 127.0.0.1 with a system-chosen port", async () => {

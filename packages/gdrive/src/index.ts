@@ -1,5 +1,6 @@
 import { authObjectOptions, authParams, tokenSourceFromConnection } from "@stowage/auth";
 import {
+  isTokenSource,
   type Logger,
   normalizeRoot,
   type ProviderDescriptor,
@@ -67,16 +68,6 @@ export interface GoogleDriveStorageOptions {
   /** How long a body may stall. Default 60 s. */
   bodyTimeoutMs?: number;
   logger?: Logger;
-}
-
-function isTokenSource(value: unknown): value is TokenSource {
-  const candidate = value as Partial<TokenSource> | null;
-  return (
-    typeof candidate === "object" &&
-    candidate !== null &&
-    typeof candidate.getToken === "function" &&
-    typeof candidate.invalidate === "function"
-  );
 }
 
 const optionsSchema = z

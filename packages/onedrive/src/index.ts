@@ -2,6 +2,7 @@ import { tmpdir } from "node:os";
 import { isAbsolute } from "node:path";
 import { authObjectOptions, authParams, tokenSourceFromConnection } from "@stowage/auth";
 import {
+  isTokenSource,
   type Logger,
   normalizeRoot,
   type ProviderDescriptor,
@@ -87,16 +88,6 @@ export interface OneDriveStorageOptions {
 }
 
 const MAX_SESSION_RESTARTS = 2;
-
-function isTokenSource(value: unknown): value is TokenSource {
-  const candidate = value as Partial<TokenSource> | null;
-  return (
-    typeof candidate === "object" &&
-    candidate !== null &&
-    typeof candidate.getToken === "function" &&
-    typeof candidate.invalidate === "function"
-  );
-}
 
 const optionsSchema = z
   .object({

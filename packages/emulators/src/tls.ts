@@ -4,8 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 /**
- * A throw-away self-signed certificate for 127.0.0.1, made with the openssl command line, so that an
- * https test server needs no key kept in the repository.
+ * A throw-away self-signed certificate for 127.0.0.1, made with the openssl command line (which must be
+ * installed), so that an https test server needs no key kept in the repository. Pass it to
+ * `startHttpServer(handler, { tls })`.
  */
 export function selfSignedCertificate(): { key: string; cert: string } {
   const dir = mkdtempSync(join(tmpdir(), "stowage-tls-"));
