@@ -65,6 +65,7 @@ export {
   type HttpResponse,
   parseRetryAfter,
 } from "./http.js";
+export { type HttpStorageOptions, httpStorageOptionsShape } from "./http-options.js";
 export {
   baseName,
   joinKey,

@@ -1,12 +1,13 @@
 import { authObjectOptions, authParams, tokenSourceFromConnection } from "@stowage/auth";
 import {
+  type HttpStorageOptions,
+  httpStorageOptionsShape,
   isTokenSource,
   type Logger,
   normalizeRoot,
   type ProviderDescriptor,
   paramBoolean,
   paramInteger,
-  type RetryOptions,
   registerProvider,
   StorageError,
   type TokenSource,
@@ -28,7 +29,7 @@ export const GOOGLE_DRIVE_URL = "https://www.googleapis.com";
 const MiB = 1024 * 1024;
 
 /** Options of {@link createGoogleDriveStorage}. */
-export interface GoogleDriveStorageOptions {
+export interface GoogleDriveStorageOptions extends HttpStorageOptions {
   /**
    * Where access tokens come from: `selfHostedHandler(…)`, `hostedHandler(…)`, `oauthRefreshToken(…)`
    * or `personalAccessToken(…)` from `@stowage/auth`. The token needs the `drive.file` scope (the app
@@ -61,13 +62,6 @@ export interface GoogleDriveStorageOptions {
   pageSize?: number;
   /** Requests in flight at once. Default 8. */
   concurrency?: number;
-  /** Retry settings for transient failures (rate limits, 5xx, resets), or `false`. Default: core's. */
-  retry?: RetryOptions | false;
-  connectTimeoutMs?: number;
-  headersTimeoutMs?: number;
-  /** How long a body may stall. Default 60 s. */
-  bodyTimeoutMs?: number;
-  logger?: Logger;
 }
 
 const optionsSchema = z
@@ -89,15 +83,7 @@ const optionsSchema = z
     createRoot: z.boolean().optional(),
     pageSize: z.number().int().min(1).max(1000).optional(),
     concurrency: z.number().int().min(1).max(64).optional(),
-    retry: z
-      .union([z.literal(false), z.custom<RetryOptions>((v) => typeof v === "object" && v !== null)])
-      .optional(),
-    connectTimeoutMs: z.number().int().positive().optional(),
-    headersTimeoutMs: z.number().int().positive().optional(),
-    bodyTimeoutMs: z.number().int().positive().optional(),
-    logger: z
-      .custom<Logger>((v) => typeof v === "object" && v !== null && typeof (v as Logger).warn === "function")
-      .optional(),
+    ...httpStorageOptionsShape,
   })
   .strict();
 

@@ -2,13 +2,14 @@ import { tmpdir } from "node:os";
 import { isAbsolute } from "node:path";
 import { authObjectOptions, authParams, tokenSourceFromConnection } from "@stowage/auth";
 import {
+  type HttpStorageOptions,
+  httpStorageOptionsShape,
   isTokenSource,
   type Logger,
   normalizeRoot,
   type ProviderDescriptor,
   paramBoolean,
   paramInteger,
-  type RetryOptions,
   registerProvider,
   StorageError,
   type TokenSource,
@@ -36,7 +37,7 @@ export const DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0";
 export const MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/common/oauth2/v2.0/token";
 
 /** Options of {@link createOneDriveStorage}. */
-export interface OneDriveStorageOptions {
+export interface OneDriveStorageOptions extends HttpStorageOptions {
   /**
    * Where bearer tokens come from: `personalAccessToken(token)`, `selfHostedHandler({ authId, url })`,
    * `hostedHandler({ authId, url })` or `oauthRefreshToken({ … })` from `@stowage/auth`.
@@ -76,15 +77,6 @@ export interface OneDriveStorageOptions {
   spoolDir?: string;
   /** Requests in flight at once. Default 8. */
   concurrency?: number;
-  /** Retry settings for each request, or `false`. Default: core's (5 attempts, backoff, Retry-After). */
-  retry?: RetryOptions | false;
-  /** Default 10 s. */
-  connectTimeoutMs?: number;
-  /** Default 60 s. */
-  headersTimeoutMs?: number;
-  /** How long a body may stall. Default 60 s. */
-  bodyTimeoutMs?: number;
-  logger?: Logger;
 }
 
 const MAX_SESSION_RESTARTS = 2;
@@ -112,21 +104,7 @@ const optionsSchema = z
     createRoot: z.boolean().optional(),
     spoolDir: z.string().refine(isAbsolute, { message: "must be an absolute path" }).optional(),
     concurrency: z.number().int().min(1).max(256).optional(),
-    retry: z
-      .union([
-        z.literal(false),
-        z.custom<RetryOptions>((value) => typeof value === "object" && value !== null),
-      ])
-      .optional(),
-    connectTimeoutMs: z.number().int().positive().optional(),
-    headersTimeoutMs: z.number().int().positive().optional(),
-    bodyTimeoutMs: z.number().int().positive().optional(),
-    logger: z
-      .custom<Logger>(
-        (value) =>
-          typeof value === "object" && value !== null && typeof (value as Logger).warn === "function",
-      )
-      .optional(),
+    ...httpStorageOptionsShape,
   })
   .strict();
 

@@ -1,6 +1,8 @@
 import { basicCredentials, personalAccessToken } from "@stowage/auth";
 import {
   type BasicCredentials,
+  type HttpStorageOptions,
+  httpStorageOptionsShape,
   type Logger,
   normalizeRoot,
   type ParsedConnection,
@@ -20,7 +22,7 @@ export { statusTable } from "./errors.js";
 export { WebDavStorage } from "./storage.js";
 
 /** Options of {@link createWebDavStorage}. */
-export interface WebDavStorageOptions {
+export interface WebDavStorageOptions extends HttpStorageOptions {
   /**
    * The WebDAV endpoint: `https://dav.example.com/remote.php/dav/files/me`. `webdav://` (http) and
    * `webdavs://` (https) are accepted too. A user name and password in the URL are used as basic
@@ -66,15 +68,6 @@ export interface WebDavStorageOptions {
   concurrency?: number;
   /** Folders listed at once by a recursive list. Default 4. */
   listConcurrency?: number;
-  /** Retry settings for replayable requests, or `false`. Default: core's (5 attempts, backoff). */
-  retry?: RetryOptions | false;
-  /** Default 10 s. */
-  connectTimeoutMs?: number;
-  /** Default 60 s. */
-  headersTimeoutMs?: number;
-  /** How long a body may stall. Default 60 s. */
-  bodyTimeoutMs?: number;
-  logger?: Logger;
 }
 
 const MiB = 1024 * 1024;
@@ -107,15 +100,7 @@ const optionsSchema = z
       .optional(),
     concurrency: z.number().int().min(1).max(256).optional(),
     listConcurrency: z.number().int().min(1).max(64).optional(),
-    retry: z
-      .union([z.literal(false), z.custom<RetryOptions>((v) => typeof v === "object" && v !== null)])
-      .optional(),
-    connectTimeoutMs: z.number().int().positive().optional(),
-    headersTimeoutMs: z.number().int().positive().optional(),
-    bodyTimeoutMs: z.number().int().positive().optional(),
-    logger: z
-      .custom<Logger>((v) => typeof v === "object" && v !== null && typeof (v as Logger).warn === "function")
-      .optional(),
+    ...httpStorageOptionsShape,
   })
   .strict();
 
