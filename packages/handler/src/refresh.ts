@@ -101,7 +101,7 @@ export class RefreshService {
     const access = key.sealAccess(record.provider, response.accessToken, response.expiresIn, now);
     const rotated = response.refreshToken !== undefined && response.refreshToken !== grant.refreshToken;
     return {
-      result: this.answer(record.provider, response.accessToken, access.expiresAt, "provider"),
+      result: this.answer(record.provider, response.accessToken, access.expiresAt, "provider", now),
       change: {
         grant: rotated
           ? key.sealGrant(record.provider, { ...grant, refreshToken: response.refreshToken! })
@@ -132,7 +132,7 @@ export class RefreshService {
         staleAt: now + Math.max(lifetimeMs / 2, lifetimeMs - 300_000),
         provider: service,
       });
-      const answer = this.answer(service, response.accessToken, expiresAt, "v2-provider");
+      const answer = this.answer(service, response.accessToken, expiresAt, "v2-provider", now);
       // Nothing is stored for v2: a rotating provider's new refresh token can only go back to the client.
       if (response.refreshToken !== undefined && response.refreshToken !== refreshToken) {
         answer.v2AuthId = `v2:${service}:${response.refreshToken}`;
@@ -200,9 +200,12 @@ export class RefreshService {
     accessToken: string,
     expiresAt: number,
     source: RefreshAnswer["source"],
+    // A fresh token's lifetime is counted from the instant its expiry was computed, so that a
+    // millisecond passing in between does not report 3599 s for a 3600 s token.
+    now = this.deps.now(),
   ): RefreshAnswer {
     this.deps.metrics.refreshes.inc({ provider: type, source });
-    const expires = Math.max(0, Math.floor((expiresAt - this.deps.now()) / 1000));
+    const expires = Math.max(0, Math.floor((expiresAt - now) / 1000));
     return { accessToken, expires, type, source };
   }
 

@@ -1,13 +1,13 @@
 import { execFile } from "node:child_process";
-import { rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { selfHostedHandler } from "@stowage/auth";
 import { isStorageError, type StorageError } from "@stowage/core";
-import { defaultOAuthClient } from "@stowage/emulators";
+import { defaultOAuthClient, selfSignedCertificate } from "@stowage/emulators";
 import { afterEach, describe, expect, it } from "vitest";
 import { duplicatiRefresh, expectFailure, login, type Setup, startSetup } from "./support/handler.js";
-import { selfSignedCertificate } from "./support/tls.js";
 
 const setups: Setup[] = [];
 afterEach(async () => {
@@ -221,7 +221,12 @@ describe("clients from @stowage/auth", () => {
   });
 
   it("hostedHandler obtains a token from the handler over https with a certificate it verifies", async () => {
-    const tls = selfSignedCertificate();
+    // The handler reads its certificate from files; clients trust it through NODE_EXTRA_CA_CERTS.
+    const { key, cert } = selfSignedCertificate();
+    const dir = mkdtempSync(join(tmpdir(), "stowage-handler-tls-"));
+    const tls = { certFile: join(dir, "cert.pem"), keyFile: join(dir, "key.pem") };
+    writeFileSync(tls.certFile, cert);
+    writeFileSync(tls.keyFile, key);
     try {
       const setup = await start({ config: { tls: { certFile: tls.certFile, keyFile: tls.keyFile } } });
       expect(setup.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
@@ -256,7 +261,7 @@ describe("clients from @stowage/auth", () => {
       expect(setup.provider.validate(outcome.token!).valid).toBe(true);
       expect(outcome.expiresInSec).toBeGreaterThan(3500);
     } finally {
-      rmSync(tls.dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
